@@ -1,0 +1,83 @@
+"""The training-free embedding: module tokens pooled by signed random projection.
+
+Each module's row ``t_m`` is projected by one shared Gaussian matrix ``R``
+of shape ``(size, row length)`` and multiplied by a ±1 vector ``s_m`` drawn
+from the module id, then all modules are summed:
+``v = Σ_m s_m ⊙ (R t_m)``. For the same module in two LoRAs the signs cancel
+and the dot product estimates the row dot product; for different modules
+the random signs make the cross terms average out. So ``⟨v_a, v_b⟩``
+estimates the sum over shared modules of the row dot products, without a
+module vocabulary, for any family. The noise of the estimate falls as
+``1/sqrt(size)``.
+"""
+
+import functools
+
+import numpy as np
+
+from .random_projections import gaussian, signs, stream_seed
+
+POOLED_SIZE = 1024
+"""Dimension of training-free embeddings."""
+
+__all__ = ["POOLED_SIZE", "SketchPooling", "signed_pool"]
+
+
+@functools.lru_cache(maxsize=8)
+def _projection(label, size, row_length):
+    matrix = gaussian(stream_seed(label, "projection", size, row_length), (size, row_length))
+    matrix = (matrix / np.sqrt(size)).astype(np.float32)
+    matrix.setflags(write=False)
+    return matrix
+
+
+@functools.lru_cache(maxsize=16384)
+def _module_signs(label, module_id, size):
+    vector = signs(stream_seed(label, "module-signs", module_id), size).astype(np.float32)
+    vector.setflags(write=False)
+    return vector
+
+
+def signed_pool(rows, module_ids, size, label):
+    """Return ``Σ_m s_m ⊙ (R rows[m])`` as a float32 vector of length ``size``.
+
+    ``label`` selects independent random matrices for independent uses.
+    """
+    vector = np.zeros(size, dtype=np.float32)
+    if len(module_ids) == 0:
+        return vector
+    rows = np.asarray(rows, dtype=np.float32)
+    projected = rows @ _projection(label, size, rows.shape[1]).T
+    for row, module_id in enumerate(module_ids):
+        vector += _module_signs(label, module_id, size) * projected[row]
+    return vector
+
+
+def unit(vector):
+    """Return ``vector`` scaled to unit length (unchanged when it is zero)."""
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else vector
+
+
+class SketchPooling:
+    """Embed :class:`~lora_embedding.features.LoraFeatures` without any training.
+
+    Works for every family, including those without a bundled model.
+    """
+
+    kind = "training-free"
+    name = "sketch-pooling"
+    version = "1"
+    dim = POOLED_SIZE
+
+    def __init__(self, family="any"):
+        self.family = family
+
+    @property
+    def model_id(self):
+        """The identifier stored with each embedding, so a new model version re-embeds."""
+        return f"{self.name}-v{self.version}"
+
+    def transform(self, features):
+        """Return the unit-length pooled vector of one LoRA's features (zeros if it has none)."""
+        return unit(signed_pool(features.tokens, features.module_ids, POOLED_SIZE, "gram-tokens"))

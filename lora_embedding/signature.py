@@ -1,0 +1,29 @@
+"""Weight signatures for duplicate detection.
+
+The signature pools each module's two-sided sketch ``Ω_outᵀ ΔW Ω_in`` (see
+:mod:`lora_embedding.features`), whose dot products estimate ``⟨ΔW_a, ΔW_b⟩``.
+Unlike the style embedding it separates LoRAs trained on the same data from
+different seeds, so a cosine near 1 means the same weights, whatever the
+file dialect, precision, factorization or name.
+"""
+
+from .pooling import signed_pool, unit
+
+SIGNATURE_SIZE = 256
+"""Length of a pooled signature."""
+
+DUPLICATE_COSINE = 0.995
+"""Signature cosine from which two files count as the same weights.
+
+Re-saving in fp16 or bf16 keeps the cosine above 0.9999; two checkpoints of
+one training run, or the same data trained from another seed, stay well
+below 0.99, and the pooling noise between unrelated LoRAs has a standard
+deviation of about ``1/sqrt(SIGNATURE_SIZE)`` ≈ 0.06.
+"""
+
+__all__ = ["DUPLICATE_COSINE", "SIGNATURE_SIZE", "pooled_signature"]
+
+
+def pooled_signature(features):
+    """Return the unit-length signature vector of one LoRA's features."""
+    return unit(signed_pool(features.signatures, features.module_ids, SIGNATURE_SIZE, "delta-signature"))
