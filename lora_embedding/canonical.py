@@ -81,6 +81,15 @@ class DeltaOperator:
         """Return an upper bound on the rank of ``D``."""
         return min(self.out_features, self.in_features)
 
+    def squared_norm(self):
+        """Return ``‖D‖²_F``."""
+        factors = self.factors()
+        if factors is not None:
+            up, down = factors
+            return float(np.sum((up.T @ up) * (down @ down.T)))
+        dense = self.dense()
+        return float(np.sum(dense * dense))
+
 
 class LowRankDelta(DeltaOperator):
     """``D = up @ down``, with an optional Tucker core (LoCon ``lora_mid``).
@@ -207,6 +216,10 @@ class KroneckerDelta(DeltaOperator):
     def dense(self):
         return np.kron(self.w1, self.w2)
 
+    def squared_norm(self):
+        # ‖w1 ⊗ w2‖_F = ‖w1‖_F · ‖w2‖_F
+        return float(np.sum(self.w1 * self.w1) * np.sum(self.w2 * self.w2))
+
     def max_rank(self):
         bound = np.linalg.matrix_rank(self.w1) * np.linalg.matrix_rank(self.w2)
         return min(int(bound), self.out_features, self.in_features)
@@ -252,6 +265,10 @@ class RowStackDelta(DeltaOperator):
             column += up.shape[1]
         down_fused = np.concatenate([down for _, down in pieces], axis=0)
         return up_fused, down_fused
+
+    def squared_norm(self):
+        # Parts cover disjoint rows, so their squared norms add up.
+        return float(sum(part.squared_norm() for _, part in self.parts))
 
     def max_rank(self):
         bound = sum(part.max_rank() for _, part in self.parts)
@@ -325,6 +342,10 @@ class ModuleRecord:
     def dense(self):
         """Form ``ΔW`` as an ``(out, in·kh·kw)`` matrix with the scale applied."""
         return self.scale * self.delta.dense()
+
+    def squared_norm(self):
+        """Return ``‖ΔW‖²_F`` with the scale applied."""
+        return self.scale * self.scale * self.delta.squared_norm()
 
 
 @dataclass

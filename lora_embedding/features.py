@@ -145,15 +145,6 @@ def features_from_sketches(family, module_ids, sketches, squared_norms):
     return LoraFeatures(family, list(module_ids), tokens, spectra, log_norms, signatures)
 
 
-def _squared_norm(record, sketch):
-    factors = record.factors()
-    if factors is not None:
-        up, down = factors
-        return float(np.sum((up.T @ up) * (down @ down.T)))
-    dense = record.dense()
-    return float(np.sum(dense * dense))
-
-
 def extract_features(lora_file):
     """Compute the features of every module of a LoRA that has a computable update.
 
@@ -175,5 +166,5 @@ def extract_features(lora_file):
         sketch = module_sketch(record)
         module_ids.append(module_id)
         sketches.append(sketch)
-        squared_norms.append(_squared_norm(record, sketch))
+        squared_norms.append(record.squared_norm())
     return features_from_sketches(lora_file.family, module_ids, sketches, squared_norms)

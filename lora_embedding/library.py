@@ -88,8 +88,13 @@ class LibraryEntry:
         return os.path.basename(stem_of(self.name))
 
     def training_tags(self, limit=10):
-        """Return up to ``limit`` tags, file metadata first, then sidecars."""
-        tags = list(self.metadata.get("tags") or []) + list(self.tags or [])
+        """Return up to ``limit`` tags, file metadata first, then sidecars.
+
+        The reader stores metadata tags as ``[tag, count]`` pairs, most
+        frequent first; only the tag text is returned.
+        """
+        metadata_tags = [tag[0] if isinstance(tag, (list, tuple)) else tag for tag in self.metadata.get("tags") or []]
+        tags = [str(tag) for tag in metadata_tags + list(self.tags or []) if tag]
         return list(dict.fromkeys(tags))[:limit]
 
     def to_json(self):
@@ -227,13 +232,12 @@ class LoraLibrary:
             if self._tables is not None:
                 return self._tables
             entries = {e.id: e for e in self.entries(include_errors=False)}
-            families = {e.family for e in entries.values()}
-            model_ids = {self.embedder.model_id(family): family for family in families}
+            current = {family: self.embedder.model_id(family) for family in {e.family for e in entries.values()}}
             grouped = {}
             with self.open_index() as index:
-                for file_id, (model_id, _, vector) in index.embeddings(list(model_ids)).items():
+                for file_id, (model_id, _, vector) in index.embeddings(sorted(set(current.values()))).items():
                     entry = entries.get(file_id)
-                    if entry is None or model_ids.get(model_id) != entry.family:
+                    if entry is None or current[entry.family] != model_id:
                         continue
                     grouped.setdefault(entry.family, ([], []))
                     grouped[entry.family][0].append(entry)

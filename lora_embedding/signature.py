@@ -12,13 +12,14 @@ from .pooling import signed_pool, unit
 SIGNATURE_SIZE = 256
 """Length of a pooled signature."""
 
-DUPLICATE_COSINE = 0.995
+DUPLICATE_COSINE = 0.998
 """Signature cosine from which two files count as the same weights.
 
-Re-saving in fp16 or bf16 keeps the cosine above 0.9999; two checkpoints of
-one training run, or the same data trained from another seed, stay well
-below 0.99, and the pooling noise between unrelated LoRAs has a standard
-deviation of about ``1/sqrt(SIGNATURE_SIZE)`` ≈ 0.06.
+Measured on 47 real SD1.x LoRAs: the same weights saved in another dialect
+score 1.0000; the closest pair of distinct weights (two files saved by one
+training run) scores 0.993, and a checkpoint against its final file 0.37.
+The pooling noise between unrelated LoRAs has a standard deviation of about
+``1/sqrt(SIGNATURE_SIZE)`` ≈ 0.06.
 """
 
 __all__ = ["DUPLICATE_COSINE", "SIGNATURE_SIZE", "pooled_signature"]
