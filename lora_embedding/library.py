@@ -131,8 +131,10 @@ class DuplicateGroup:
     ----------
     entries : list of LibraryEntry
     reason : str
-        ``identical tensors`` when the weight hashes match, else
-        ``same weights`` (signature cosine at least ``min_cosine``).
+        ``identical files`` when the files are byte for byte the same,
+        ``identical tensors`` when only the metadata differs, else
+        ``same weights`` (the weights match across format, precision or
+        factorization).
     min_cosine : float
         The lowest signature cosine between members.
     """
@@ -378,11 +380,34 @@ class LoraLibrary:
         return [Match(table.entries[row], score) for row, score in picks]
 
     def duplicates(self):
-        """Return groups of files that hold the same weights, largest groups first."""
+        """Return groups of files that hold the same weights, largest groups first.
+
+        Groups whose files are also byte-identical get the reason ``identical files``.
+        """
         entries = [e for e in self.entries(include_errors=False)]
         with self.open_index() as index:
             signatures = {row.path: row.signature for row in index.files("ok")}
-        return _group_duplicates(entries, signatures)
+        groups = _group_duplicates(entries, signatures)
+        for group in groups:
+            if group.reason == "identical tensors":
+                digests = {self.file_sha256(entry) for entry in group.entries}
+                if len(digests) == 1:
+                    group.reason = "identical files"
+        return groups
+
+    def file_sha256(self, entry):
+        """Return the full-file SHA-256 of an entry, computing and storing it on first use.
+
+        This is the hash Civitai and most LoRA managers use to identify files.
+        """
+        with self.open_index() as index:
+            row = index.file_by_path(entry.path)
+            if row is not None and row.sha256 and (row.size, row.mtime_ns) == _stat_key(entry.path):
+                return row.sha256
+            digest = _hash_file(entry.path)
+            if row is not None:
+                index.set_sha256(entry.path, digest)
+        return digest
 
     def clusters(self, family=None, n_clusters=None):
         """Cluster the library by style; see :func:`lora_embedding.clusters.cluster_library`."""
@@ -401,6 +426,21 @@ class LoraLibrary:
     def families(self):
         """Return ``{family: number of embedded LoRAs}``."""
         return {family: len(table.entries) for family, table in self._load_tables().items()}
+
+
+def _stat_key(path):
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _hash_file(path, chunk_size=1 << 20):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class _UnionFind:
@@ -423,7 +463,6 @@ def _group_duplicates(entries, signatures):
         return []
     matrix = np.vstack([signatures[e.path] for e in usable])
     groups = _UnionFind(len(usable))
-    identical = set()
 
     by_hash = {}
     for row, entry in enumerate(usable):
@@ -432,7 +471,6 @@ def _group_duplicates(entries, signatures):
     for rows in by_hash.values():
         for row in rows[1:]:
             groups.union(rows[0], row)
-            identical.add(groups.find(row))
 
     for i, j, _ in pair_cosines(matrix, DUPLICATE_COSINE):
         if usable[i].family == usable[j].family:

@@ -178,3 +178,13 @@ def test_corpus_pokemon_neighbours_are_pokemon(tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)["results"]
     pokemon_names = {e["saved_as"] for e in pokemon}
     assert all(r["name"] in pokemon_names for r in results)
+
+
+def test_byte_identical_copies_are_identical_files(comfy_tree, tmp_path):
+    shutil.copyfile(comfy_tree / "misc.safetensors", comfy_tree / "styles" / "misc_copy.safetensors")
+    library = LoraLibrary([comfy_tree], db_path=str(tmp_path / "index.sqlite"))
+    library.refresh(workers=0)
+    groups = {tuple(sorted(e.name for e in g.entries)): g.reason for g in library.duplicates()}
+    assert groups[("misc.safetensors", "styles/misc_copy.safetensors")] == "identical files"
+    entry = library.find("misc.safetensors")
+    assert len(library.file_sha256(entry)) == 64
