@@ -189,6 +189,7 @@ class LoraLibrary:
         self.db_path = db_path or default_database_path(self.roots)
         self.embedder = embedder or Embedder()
         self._lock = threading.RLock()
+        self._scan_lock = threading.Lock()
         self._tables = None
         self._entries = None
 
@@ -207,8 +208,11 @@ class LoraLibrary:
         """
         from .scanner import scan_library
 
-        with self._lock, self.open_index() as index:
+        # Queries keep working on the previous state while a scan runs; only
+        # one scan at a time writes to the index.
+        with self._scan_lock, self.open_index() as index:
             report = scan_library(index, self.roots, self.embedder, progress, should_stop, workers, executor)
+        with self._lock:
             self._tables = None
             self._entries = None
         return report
