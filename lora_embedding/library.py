@@ -414,13 +414,27 @@ class LoraLibrary:
         return digest
 
     def clusters(self, family=None, n_clusters=None):
-        """Cluster the library by style; see :func:`lora_embedding.clusters.cluster_library`."""
+        """Cluster one family of the library by style.
+
+        Parameters
+        ----------
+        family : str, optional
+            Defaults to the family with the most embedded LoRAs.
+        n_clusters : int, optional
+            Chosen automatically when None.
+
+        Returns
+        -------
+        ClusterResult or None
+            None when the library has no embedded LoRA of that family; see
+            :func:`lora_embedding.clusters.cluster_library`.
+        """
         from .clusters import cluster_library
 
         tables = self._load_tables()
         if family is None:
             if not tables:
-                return []
+                return None
             family = max(tables, key=lambda f: len(tables[f].entries))
         table = tables.get(family)
         if table is None:
