@@ -413,7 +413,7 @@ class LoraLibrary:
                 index.set_sha256(entry.path, digest)
         return digest
 
-    def clusters(self, family=None, n_clusters=None):
+    def clusters(self, family=None, n_clusters=None, layout="pca"):
         """Cluster one family of the library by style.
 
         Parameters
@@ -422,6 +422,8 @@ class LoraLibrary:
             Defaults to the family with the most embedded LoRAs.
         n_clusters : int, optional
             Chosen automatically when None.
+        layout : {"pca", "tsne", "auto"}, default="pca"
+            How the 2-D map coordinates are computed.
 
         Returns
         -------
@@ -439,7 +441,7 @@ class LoraLibrary:
         table = tables.get(family)
         if table is None:
             return None
-        return cluster_library(table.entries, table.matrix, n_clusters=n_clusters)
+        return cluster_library(table.entries, table.matrix, n_clusters=n_clusters, layout=layout)
 
     def families(self):
         """Return ``{family: number of embedded LoRAs}``."""
