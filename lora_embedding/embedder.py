@@ -3,7 +3,7 @@
 A family with a bundled learned model (PCA and Transformer encoder) embeds
 through it; every other family embeds through the training-free
 :class:`~lora_embedding.pooling.SketchPooling`. Every :class:`Embedding`
-says which path produced it.
+records which path produced it.
 """
 
 import logging

@@ -1,7 +1,7 @@
 """Exceptions raised by lora_embedding.
 
-Every error names the file it concerns, so a caller that processes a whole
-library can report it and carry on with the next file.
+Read errors name the file they concern, so a caller that processes a whole
+library can report them and carry on with the next file.
 """
 
 

@@ -42,7 +42,7 @@ def parse_lora_tags(text):
 
 @dataclass
 class LibraryEntry:
-    """One LoRA of the library, as the index knows it.
+    """One LoRA of the library, as stored in the index.
 
     Attributes
     ----------
