@@ -32,11 +32,13 @@ def _cluster_colours(count):
 def _draw_clusters(axes, result):
     coordinates = result.coordinates
     colours = _cluster_colours(len(result.clusters))
+    # Points shrink as the library grows, so small maps stay readable and large ones do not blot.
+    marker_area = float(np.clip(6000 / max(len(coordinates), 1), 12, 90))
 
     for cluster, colour in zip(result.clusters, colours):
         points = np.array([coordinates[member.path] for member in cluster.members], dtype=float).reshape(-1, 2)
         label = f"{cluster.name} ({cluster.size})"
-        axes.scatter(points[:, 0], points[:, 1], s=22, color=colour, alpha=0.8, edgecolors="none", label=label)
+        axes.scatter(points[:, 0], points[:, 1], s=marker_area, color=colour, alpha=0.8, edgecolors="none", label=label)
 
         centre = points.mean(axis=0)
         axes.annotate(
