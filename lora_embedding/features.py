@@ -21,6 +21,9 @@ Because ``Z`` depends on ΔW only, the features are identical for every
 factorization, zero-padded rank and file dialect of the same update.
 """
 
+import contextlib
+import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +49,52 @@ __all__ = [
     "extract_features",
     "features_from_sketches",
     "module_sketch",
+    "single_threaded_blas",
 ]
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the block with NumPy's BLAS limited to one thread, then restore the previous limit.
+
+    The feature and pooling products are small (one side is ``SKETCH_WIDTH``
+    wide), and OpenBLAS splitting each of them over threads made a whole
+    SD1.5 file 10 times slower on a 2-core machine than one thread did
+    (``benchmarks/run_benchmarks.py``). The indexer already runs one worker
+    per CPU, so more BLAS threads would only oversubscribe the cores.
+    Nested and concurrent uses are counted, so the limit is restored only
+    when the last user leaves.
+
+    NOTE: the limit is process-wide while any block runs, so inside a host
+    application other threads' NumPy products are single-threaded meanwhile.
+    Without threadpoolctl (a scikit-learn dependency) the block runs unchanged.
+    """
+    global _blas_users, _blas_limiter
+
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = _limit_blas_threads()
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limiter is not None:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
+def _limit_blas_threads():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass
@@ -110,39 +158,92 @@ def module_sketch(record):
     return record.rmatmul(omega)
 
 
-def _token_and_spectrum(sketch):
-    gram = sketch.T @ sketch
-    token = gram[_UPPER]
-    token_norm = np.linalg.norm(token)
-    if token_norm > 0:
-        token = token / token_norm
-
-    eigenvalues = np.linalg.eigvalsh(gram)[::-1][:SPECTRUM_SIZE]
-    spectrum = np.sqrt(np.clip(eigenvalues, 0.0, None))
-    spectrum_norm = np.linalg.norm(spectrum)
-    if spectrum_norm > 0:
-        spectrum = spectrum / spectrum_norm
-    return token, spectrum
-
-
-def _signature(sketch):
+def _products_from_sketch(sketch):
+    """Return ``(S, Ω_inᵀ Z)`` of one sketch ``Z = ΔWᵀ Ω``, each ``SKETCH_WIDTH`` square."""
     omega_in = sketch_matrix(sketch.shape[0], SKETCH_WIDTH)
-    return (omega_in.T @ sketch).ravel() / SKETCH_WIDTH
+    return sketch.T @ sketch, omega_in.T @ sketch
+
+
+@functools.lru_cache(maxsize=64)
+def _sketch_matrix_float32(rows):
+    matrix = np.ascontiguousarray(sketch_matrix(rows, SKETCH_WIDTH), dtype=np.float32)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def _products_from_factors(record, up, down):
+    """Return ``(S, Ω_inᵀ Z, ‖ΔW‖²_F)`` of one module from its factors ``ΔW = scale · up @ down``.
+
+    With ``Y = upᵀ Ω`` (rank × width) the sketch is ``Z = scale · downᵀ Y``, so
+    ``S = ZᵀZ = scale² · Yᵀ (down downᵀ) Y`` and ``Ω_inᵀ Z = scale · (down Ω_in)ᵀ Y``.
+    This never forms ``Z`` (in × width) and shares ``down downᵀ`` with the
+    norm, which saves two products over the long ``in`` side per module.
+    The long products run in float32, which halves their time. The results
+    differ from float64 by float32 rounding only (embedding cosines above
+    0.99999). The small rank-sized products run in float64.
+    """
+    scale = record.scale
+    up = up.astype(np.float32)
+    down = down.astype(np.float32)
+
+    projected_up = (up.T @ _sketch_matrix_float32(up.shape[0])).astype(np.float64)
+    projected_down = (down @ _sketch_matrix_float32(down.shape[1])).astype(np.float64)
+    up_gram = (up.T @ up).astype(np.float64)
+    down_gram = (down @ down.T).astype(np.float64)
+
+    squared_norm = scale * scale * float(np.sum(up_gram * down_gram))
+    gram = (scale * scale) * (projected_up.T @ down_gram @ projected_up)
+    two_sided = scale * (projected_down.T @ projected_up)
+    return gram, two_sided, squared_norm
+
+
+def _module_products(record):
+    """Return ``(S, Ω_inᵀ Z, ‖ΔW‖²_F)`` of one module, from its factors when it has them."""
+    factors = record.delta.factors()
+    if factors is not None:
+        return _products_from_factors(record, *factors)
+
+    gram, two_sided = _products_from_sketch(module_sketch(record))
+    return gram, two_sided, record.squared_norm()
+
+
+def _unit_rows(rows):
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
+def _finish_features(family, module_ids, grams, two_sided, squared_norms):
+    """Build :class:`LoraFeatures` from stacked ``S`` and ``Ω_inᵀ Z`` matrices of all modules at once."""
+    count = len(module_ids)
+    if count == 0:
+        grams = np.zeros((0, SKETCH_WIDTH, SKETCH_WIDTH))
+        two_sided = np.zeros((0, SKETCH_WIDTH, SKETCH_WIDTH))
+
+    tokens = _unit_rows(grams[:, _UPPER[0], _UPPER[1]])
+
+    # eigvalsh sorts ascending, so the leading values are the last columns.
+    eigenvalues = np.linalg.eigvalsh(grams)[:, ::-1][:, :SPECTRUM_SIZE]
+    spectra = _unit_rows(np.sqrt(np.clip(eigenvalues, 0.0, None)))
+
+    signatures = two_sided.reshape(count, SKETCH_WIDTH * SKETCH_WIDTH) / SKETCH_WIDTH
+    with np.errstate(divide="ignore"):
+        log_norms = 0.5 * np.log(np.asarray(squared_norms, dtype=np.float64).reshape(count))
+    return LoraFeatures(
+        family,
+        list(module_ids),
+        tokens.astype(np.float32),
+        spectra.astype(np.float32),
+        log_norms,
+        signatures.astype(np.float32),
+    )
 
 
 def features_from_sketches(family, module_ids, sketches, squared_norms):
     """Build :class:`LoraFeatures` from per-module sketches ``Z = ΔWᵀ Ω`` and ``‖ΔW‖²_F`` values."""
-    count = len(module_ids)
-    tokens = np.zeros((count, TOKEN_SIZE), dtype=np.float32)
-    spectra = np.zeros((count, SPECTRUM_SIZE), dtype=np.float32)
-    signatures = np.zeros((count, SKETCH_WIDTH * SKETCH_WIDTH), dtype=np.float32)
-    for row, sketch in enumerate(sketches):
-        tokens[row], spectra[row] = _token_and_spectrum(sketch)
-        signatures[row] = _signature(sketch)
-
-    with np.errstate(divide="ignore"):
-        log_norms = 0.5 * np.log(np.asarray(squared_norms, dtype=np.float64))
-    return LoraFeatures(family, list(module_ids), tokens, spectra, log_norms, signatures)
+    products = [_products_from_sketch(sketch) for sketch in sketches]
+    grams = np.array([gram for gram, _ in products])
+    two_sided = np.array([pair for _, pair in products])
+    return _finish_features(family, module_ids, grams, two_sided, squared_norms)
 
 
 def extract_features(lora_file):
@@ -159,12 +260,14 @@ def extract_features(lora_file):
         Modules whose update depends on the base weights (IA3, GLoRA, OFT)
         are left out; the reader reports them as findings.
     """
-    module_ids, sketches, squared_norms = [], [], []
-    for module_id, record in lora_file.modules.items():
-        if record.delta is None or len(record.delta.shape) < 2:
-            continue
-        sketch = module_sketch(record)
-        module_ids.append(module_id)
-        sketches.append(sketch)
-        squared_norms.append(record.squared_norm())
-    return features_from_sketches(lora_file.family, module_ids, sketches, squared_norms)
+    module_ids, grams, two_sided, squared_norms = [], [], [], []
+    with single_threaded_blas():
+        for module_id, record in lora_file.modules.items():
+            if record.delta is None or len(record.delta.shape) < 2:
+                continue
+            gram, pair, squared_norm = _module_products(record)
+            module_ids.append(module_id)
+            grams.append(gram)
+            two_sided.append(pair)
+            squared_norms.append(squared_norm)
+        return _finish_features(lora_file.family, module_ids, np.array(grams), np.array(two_sided), squared_norms)

@@ -15,6 +15,7 @@ import functools
 
 import numpy as np
 
+from .features import single_threaded_blas
 from .random_projections import gaussian, signs, stream_seed
 
 POOLED_SIZE = 1024
@@ -38,19 +39,30 @@ def _module_signs(label, module_id, size):
     return vector
 
 
+@functools.lru_cache(maxsize=8)
+def _sign_matrix(label, module_ids, size):
+    """Return the stacked ±1 vectors of ``module_ids`` (a tuple), one row per module."""
+    matrix = np.stack([_module_signs(label, module_id, size) for module_id in module_ids])
+    matrix.setflags(write=False)
+    return matrix
+
+
 def signed_pool(rows, module_ids, size, label):
     """Return ``Σ_m s_m ⊙ (R rows[m])`` as a float32 vector of length ``size``.
 
     ``label`` selects independent random matrices for independent uses.
     """
-    vector = np.zeros(size, dtype=np.float32)
     if len(module_ids) == 0:
-        return vector
+        return np.zeros(size, dtype=np.float32)
+
     rows = np.asarray(rows, dtype=np.float32)
-    projected = rows @ _projection(label, size, rows.shape[1]).T
-    for row, module_id in enumerate(module_ids):
-        vector += _module_signs(label, module_id, size) * projected[row]
-    return vector
+    with single_threaded_blas():
+        projected = rows @ _projection(label, size, rows.shape[1]).T
+
+    # Files of one family usually share their module list, so the sign
+    # matrix is built once per list and each file costs one product.
+    signs = _sign_matrix(label, tuple(module_ids), size)
+    return np.einsum("ij,ij->j", signs, projected)
 
 
 def unit(vector):

@@ -92,6 +92,15 @@ def index_one_file(path):
     Never raises for a bad file: the record then has ``status='error'`` and
     the reason in ``error``.
     """
+    from .features import single_threaded_blas
+
+    # One BLAS thread for the whole file: the indexer already runs one
+    # worker per CPU, and threaded small products are slower, not faster.
+    with single_threaded_blas():
+        return _index_one_file(path)
+
+
+def _index_one_file(path):
     from .containers import weights_hash
     from .features import extract_features
     from .reader import read_lora

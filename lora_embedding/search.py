@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .features import single_threaded_blas
+
 __all__ = ["farthest", "nearest", "pair_cosines"]
 
 
@@ -17,7 +19,10 @@ def nearest(matrix, query, k, exclude=()):
     exclude : iterable of int
         Rows never returned (the query itself).
     """
-    scores = matrix @ query
+    # One BLAS thread: a threaded product over 10,000 rows took a median of
+    # 6-9 ms on a loaded 2-core machine against 1.5 ms single-threaded.
+    with single_threaded_blas():
+        scores = matrix @ query
     excluded = np.fromiter(exclude, dtype=np.int64)
     if excluded.size:
         scores = scores.copy()
