@@ -27,10 +27,22 @@ __all__ = [
 ]
 
 
+def _wide_factors(record):
+    """Return the record's factors in float64, or None."""
+    factors = record.factors()
+    if factors is None:
+        return None
+    return tuple(np.asarray(matrix, dtype=np.float64) for matrix in factors)
+
+
+def _wide_dense(record):
+    return np.asarray(record.dense(), dtype=np.float64)
+
+
 def delta_inner(record_a, record_b):
-    """Return the Frobenius inner product ``⟨ΔW_a, ΔW_b⟩`` of two module records."""
-    factors_a = record_a.factors()
-    factors_b = record_b.factors()
+    """Return the Frobenius inner product ``⟨ΔW_a, ΔW_b⟩`` of two module records, summed in float64."""
+    factors_a = _wide_factors(record_a)
+    factors_b = _wide_factors(record_b)
 
     if factors_a is not None and factors_b is not None:
         up_a, down_a = factors_a
@@ -39,18 +51,19 @@ def delta_inner(record_a, record_b):
 
     if factors_b is not None:
         up_b, down_b = factors_b
-        return float(np.sum(record_a.rmatmul(up_b) * down_b.T))
+        projected = np.asarray(record_a.rmatmul(up_b), dtype=np.float64)
+        return float(np.sum(projected * down_b.T))
 
     if factors_a is not None:
         return delta_inner(record_b, record_a)
 
-    return float(np.sum(record_a.dense() * record_b.dense()))
+    return float(np.sum(_wide_dense(record_a) * _wide_dense(record_b)))
 
 
 def gram_inner(record_a, record_b):
-    """Return ``⟨ΔW_a ΔW_aᵀ, ΔW_b ΔW_bᵀ⟩ = ‖ΔW_aᵀ ΔW_b‖²_F`` for two module records."""
-    factors_a = record_a.factors()
-    factors_b = record_b.factors()
+    """Return ``⟨ΔW_a ΔW_aᵀ, ΔW_b ΔW_bᵀ⟩ = ‖ΔW_aᵀ ΔW_b‖²_F`` for two module records, summed in float64."""
+    factors_a = _wide_factors(record_a)
+    factors_b = _wide_factors(record_b)
 
     if factors_a is not None and factors_b is not None:
         up_a, down_a = factors_a
@@ -63,13 +76,13 @@ def gram_inner(record_a, record_b):
     if factors_b is not None:
         up_b, down_b = factors_b
         # ΔW_aᵀ ΔW_b = (ΔW_aᵀ U_b) V_b
-        projected = record_a.rmatmul(up_b)
+        projected = np.asarray(record_a.rmatmul(up_b), dtype=np.float64)
         return float(np.sum((projected.T @ projected) * (down_b @ down_b.T)))
 
     if factors_a is not None:
         return gram_inner(record_b, record_a)
 
-    cross = record_a.dense().T @ record_b.dense()
+    cross = _wide_dense(record_a).T @ _wide_dense(record_b)
     return float(np.sum(cross * cross))
 
 

@@ -96,15 +96,22 @@ def test_gaussian_is_deterministic_and_standard():
     assert abs(first.std() - 1.0) < 0.02
 
 
+def _dense64(record):
+    """Form ΔW from the stored factors in float64: the reference for the exact identities."""
+    up, down = record.factors()
+    return np.asarray(up, dtype=np.float64) @ np.asarray(down, dtype=np.float64)
+
+
 def test_delta_inner_matches_dense():
     rng = np.random.default_rng(0)
     a, b = _lora(rng), _lora(rng)
     for module_id in SHAPES:
         ra, rb = a.modules[module_id], b.modules[module_id]
-        expected = float(np.sum(ra.dense() * rb.dense()))
+        expected = float(np.sum(_dense64(ra) * _dense64(rb)))
         assert delta_inner(ra, rb) == pytest.approx(expected, rel=1e-9)
-        assert delta_inner(ra, _as_full(rb)) == pytest.approx(expected, rel=1e-9)
-        assert delta_inner(_as_full(ra), _as_full(rb)) == pytest.approx(expected, rel=1e-9)
+        # A full diff is stored in float32, so its products carry float32 rounding.
+        assert delta_inner(ra, _as_full(rb)) == pytest.approx(expected, rel=1e-5)
+        assert delta_inner(_as_full(ra), _as_full(rb)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_gram_inner_matches_dense():
@@ -112,11 +119,11 @@ def test_gram_inner_matches_dense():
     a, b = _lora(rng), _lora(rng)
     for module_id in SHAPES:
         ra, rb = a.modules[module_id], b.modules[module_id]
-        dense_a, dense_b = ra.dense(), rb.dense()
+        dense_a, dense_b = _dense64(ra), _dense64(rb)
         expected = float(np.sum((dense_a @ dense_a.T) * (dense_b @ dense_b.T)))
         assert gram_inner(ra, rb) == pytest.approx(expected, rel=1e-9)
-        assert gram_inner(_as_full(ra), rb) == pytest.approx(expected, rel=1e-9)
-        assert gram_inner(_as_full(ra), _as_full(rb)) == pytest.approx(expected, rel=1e-9)
+        assert gram_inner(_as_full(ra), rb) == pytest.approx(expected, rel=1e-5)
+        assert gram_inner(_as_full(ra), _as_full(rb)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_lokr_and_loha_operators_match_dense():
@@ -127,8 +134,9 @@ def test_lokr_and_loha_operators_match_dense():
     dense = np.kron(w1.dense(), w2.dense())
     x = rng.standard_normal((lokr.in_features, 5))
     y = rng.standard_normal((lokr.out_features, 5))
-    assert np.allclose(lokr.matmul(x), dense @ x)
-    assert np.allclose(lokr.rmatmul(y), dense.T @ y)
+    # Operators compute in float32, so compare with a float32-sized tolerance.
+    assert np.allclose(lokr.matmul(x), dense @ x, rtol=1e-4, atol=1e-3)
+    assert np.allclose(lokr.rmatmul(y), dense.T @ y, rtol=1e-4, atol=1e-3)
 
     first = LowRankDelta(rng.standard_normal((64, 2)), rng.standard_normal((2, 32)), (64, 32))
     second = LowRankDelta(rng.standard_normal((64, 2)), rng.standard_normal((2, 32)), (64, 32))
