@@ -298,10 +298,20 @@ class LoraLibrary:
 
         if os.path.isfile(os.fspath(query)):
             return self._embed_on_demand(os.path.abspath(os.fspath(query)), None)
-        raise QueryNotFoundError(
-            f"{query!r} is neither a LoRA in the library ({len(self.entries())} indexed files) nor a file; "
-            "run `lora-embedding index` first or give a path"
-        )
+        raise QueryNotFoundError(self._not_found_message(query))
+
+    def _not_found_message(self, query):
+        import difflib
+
+        entries = self.entries()
+        if not entries:
+            return f"{query!r} is not a file, and the library index is empty: run `lora-embedding index` first"
+        names = {e.stem: e.name for e in entries}
+        close = difflib.get_close_matches(os.path.basename(os.fspath(query)), list(names), n=3, cutoff=0.6)
+        message = f"{query!r} is neither a LoRA of the library ({len(entries)} files indexed) nor a file"
+        if close:
+            message += "; did you mean " + ", ".join(repr(names[stem]) for stem in close) + "?"
+        return message
 
     def _embed_on_demand(self, path, entry):
         try:

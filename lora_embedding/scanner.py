@@ -26,7 +26,8 @@ class ScanReport:
     ----------
     added, updated, removed, unchanged : int
     failed : list of (str, str)
-        ``(path, error message)`` of files that could not be read.
+        ``(path, error message)`` of every file that cannot be read: those
+        read in this run and those unchanged since an earlier run failed.
     interrupted : bool
         True when the run stopped early; the next run resumes.
     """
@@ -148,9 +149,9 @@ def _base_record(root, path, name, stat):
 
 def _plan(index, roots, current_model_ids):
     known = index.stat_map()
-    embedded = {row.path: row.id for row in index.files()}
+    rows = {row.path: row for row in index.files()}
     models = index.embedded_models()
-    work, unchanged, seen = [], 0, set()
+    work, unchanged, seen, still_failing = [], 0, set(), []
 
     for root, path, name in discover_files(roots):
         seen.add(path)
@@ -162,15 +163,24 @@ def _plan(index, roots, current_model_ids):
         previous = known.get(path)
         fresh = previous is not None and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns
         stale_model = previous is not None and previous[2] == "ok" and not (
-            models.get(embedded.get(path), set()) & current_model_ids
+            models.get(rows[path].id, set()) & current_model_ids
         )
         if fresh and not stale_model:
             unchanged += 1
+            if previous[2] != "ok":
+                still_failing.append((path, rows[path].error))
             continue
         work.append((root, path, name, stat, previous is not None))
 
     removed = [path for path in known if path not in seen]
-    return work, removed, unchanged
+    return work, removed, unchanged, still_failing
+
+
+def _ignore_interrupts():
+    """Let only the parent process handle Ctrl-C, so workers do not print tracebacks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _executor(workers, kind):
@@ -178,7 +188,9 @@ def _executor(workers, kind):
         return concurrent.futures.ThreadPoolExecutor(max_workers=workers)
     import multiprocessing
 
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts,
+    )
 
 
 def scan_library(index, roots, embedder, progress=None, should_stop=None, workers=None, executor="process"):
@@ -207,8 +219,8 @@ def scan_library(index, roots, embedder, progress=None, should_stop=None, worker
 
     roots = [os.path.abspath(os.fspath(root)) for root in roots]
     current = {embedder.model_id(family) for family in ("SD1.x", "SD2.x", "SDXL", "SDXL-refiner", "SD3", "Flux", "unknown")}
-    work, removed, unchanged = _plan(index, roots, current)
-    report = ScanReport(unchanged=unchanged)
+    work, removed, unchanged, still_failing = _plan(index, roots, current)
+    report = ScanReport(unchanged=unchanged, failed=still_failing)
 
     index.remove_paths(removed)
     report.removed = index.remove_missing_roots(roots) + len(removed)

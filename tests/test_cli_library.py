@@ -90,7 +90,12 @@ def test_unknown_query_is_a_clear_error(comfy_tree, tmp_path, capsys):
     status, _, err = _run(capsys, "similar", "no_such_lora", "--library", str(comfy_tree), "--db", database)
     assert status == 2
     assert "no_such_lora" in err
-    assert "neither a LoRA in the library" in err
+    assert "neither a LoRA of the library (6 files indexed) nor a file" in err
+
+    status, _, err = _run(capsys, "similar", "ink_wash_v2", "--library", str(comfy_tree), "--db", database)
+    assert status == 2
+    assert "neither a LoRA of the library" in err
+    assert "did you mean 'styles/ink/ink_wash_v1.safetensors'" in err
 
 
 def test_dissimilar_diversified(comfy_tree, tmp_path, capsys):

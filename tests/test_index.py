@@ -182,3 +182,13 @@ def test_read_only_copy_of_library(library_dir, tmp_path):
             os.chmod(os.path.join(folder, name), 0o444)
     library = LoraLibrary([copy], db_path=str(tmp_path / "ro.sqlite"))
     assert library.refresh(workers=0).added == 4
+
+
+def test_unreadable_files_reported_every_run(library_dir, tmp_path):
+    (library_dir / "empty.safetensors").write_bytes(b"")
+    library = _library(library_dir, tmp_path)
+    first = library.refresh(workers=0)
+    second = library.refresh(workers=0)
+    assert [path for path, _ in first.failed] == [str(library_dir / "empty.safetensors")]
+    assert second.failed == first.failed
+    assert second.unchanged == 5

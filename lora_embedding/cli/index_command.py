@@ -1,6 +1,6 @@
 """``lora-embedding index``: bring a library's index up to date."""
 
-from .options import add_library_options, open_library, print_json, print_table, run_guarded
+from .options import add_library_options, open_library, positive_int, print_json, print_table, run_guarded
 from .progress import IndexProgress
 
 
@@ -18,7 +18,7 @@ def add_parser(subparsers):
         "--show-similar", nargs="?", const="", default=None, metavar="LORA",
         help="after indexing, print the LoRAs most similar to LORA (default: the first LoRA of the library)",
     )
-    parser.add_argument("-k", type=int, default=5, help="results for --show-similar (default: 5)")
+    parser.add_argument("-k", type=positive_int, default=5, help="results for --show-similar (default: 5)")
     parser.set_defaults(func=lambda args: run_guarded(run, args))
 
 

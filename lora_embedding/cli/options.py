@@ -16,7 +16,20 @@ def add_library_options(parser, with_k=False):
     parser.add_argument("--db", metavar="FILE", help="the index database (default: one per library in the user data folder)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     if with_k:
-        parser.add_argument("-k", type=int, default=10, help="how many results to print (default: 10)")
+        parser.add_argument("-k", type=positive_int, default=10, help="how many results to print (default: 10)")
+
+
+def positive_int(text):
+    """Parse a whole number of at least 1 (an argparse type)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def library_roots(args, extra=()):
@@ -48,6 +61,17 @@ def open_library(args, extra_roots=()):
     from ..library import LoraLibrary
 
     return LoraLibrary(library_roots(args, extra_roots), db_path=args.db)
+
+
+def library_flags(args):
+    """Return the ``--library``/``--db`` options of ``args`` as shell text, for hints to repeat them."""
+    import shlex
+
+    roots = list(getattr(args, "folders", None) or []) + list(args.library or [])
+    parts = [f"--library {shlex.quote(root)}" for root in roots]
+    if args.db:
+        parts.append(f"--db {shlex.quote(args.db)}")
+    return " ".join(parts)
 
 
 def print_json(value):

@@ -4,11 +4,21 @@ import os
 import sys
 
 from ..errors import LoraEmbeddingError, OrganizeError
-from .options import add_library_options, library_roots, open_library, print_json, print_table, run_guarded
+from .options import (
+    add_library_options,
+    library_flags,
+    library_roots,
+    open_library,
+    print_json,
+    print_table,
+    run_guarded,
+)
 from .search_commands import ensure_index
 
 PLAN_FILE_NAME = "plan.json"
-REINDEX_HINT = "file paths changed, so the index is out of date; run `lora-embedding index` to update it"
+def _reindex_hint(args):
+    command = " ".join(part for part in ("lora-embedding index", library_flags(args)) if part)
+    return f"file paths changed, so the index is out of date; run `{command}` to update it"
 
 
 def add_parser(subparsers):
@@ -80,7 +90,7 @@ def run_plan(args, journal_dir):
         print_json({"plan_file": plan_file, **plan.to_json()})
     else:
         _print_plan(plan)
-        print(f"\nsaved the plan to {plan_file}; carry it out with: lora-embedding organize --apply"
+        print(f"\nsaved the plan to {plan_file}; carry it out with: lora-embedding organize {library_flags(args)} --apply"
               + (f" --link {args.link}" if args.link else ""))
     return 0
 
@@ -129,9 +139,9 @@ def run_apply(args, journal_dir):
                     "methods": report.methods, "journal": report.journal})
     else:
         verb = "linked" if plan.mode == "link" else "moved"
-        print(f"{verb} {report.files} files; undo with: lora-embedding organize --undo")
+        print(f"{verb} {report.files} files; undo with: lora-embedding organize {library_flags(args)} --undo")
     if plan.mode == "move":
-        print(REINDEX_HINT, file=sys.stderr)
+        print(_reindex_hint(args), file=sys.stderr)
     return 0
 
 
@@ -147,7 +157,7 @@ def run_undo(args, journal_dir):
         print(f"{action}: {report.restored} files; {report.already_in_place} were already in place; "
               f"removed {len(report.folders_removed)} empty folders")
     if report.mode == "move":
-        print(REINDEX_HINT, file=sys.stderr)
+        print(_reindex_hint(args), file=sys.stderr)
     return 0
 
 
