@@ -29,7 +29,7 @@ class Embedding:
         Unit length, or all zeros for a LoRA with no computable update.
     family : str
     model_id : str
-        The model and version that produced the vector, e.g. ``sketch-pooling-v1``.
+        The model and version that produced the vector, e.g. ``sketch-pooling-v2``.
     kind : str
         ``learned`` (a bundled encoder) or ``training-free``.
     """
