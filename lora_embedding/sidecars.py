@@ -31,6 +31,7 @@ __all__ = [
     "LORA_EXTENSIONS",
     "find_preview",
     "is_lora_file",
+    "open_preview",
     "read_sidecar_info",
     "sidecar_paths",
     "stem_of",
@@ -71,6 +72,25 @@ def find_preview(lora_path):
         if os.path.isfile(candidate):
             return candidate
     return None
+
+
+def open_preview(image_path, size):
+    """Return a sidecar preview as an RGB PIL image scaled to fit ``size``×``size``, or None.
+
+    The first frame of an animated preview is used. An unreadable image is
+    logged and gives None, so callers draw a placeholder instead.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image_path) as image:
+            image.seek(0)
+            picture = image.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        logger.warning("%s: preview image unreadable, using a placeholder: %s", image_path, exc)
+        return None
+    picture.thumbnail((size, size))
+    return picture
 
 
 def _load_json(path):

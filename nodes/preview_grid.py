@@ -42,19 +42,11 @@ def _fit_text(draw, text, width, font):
 
 def _picture(preview_path):
     """Return the preview scaled into a CELL×CELL square, or None when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from lora_embedding.sidecars import open_preview
 
     if not preview_path:
         return None
-    try:
-        with Image.open(preview_path) as image:
-            image.seek(0)
-            picture = image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        logger.warning("%s: preview image cannot be read, using a placeholder: %s", preview_path, exc)
-        return None
-    picture.thumbnail((CELL, CELL))
-    return picture
+    return open_preview(preview_path, CELL)
 
 
 def _placeholder(label):

@@ -41,7 +41,7 @@ def thumbnail(image_path, size=THUMBNAIL_SIZE):
     The cache key includes the file's size and modification time, so an
     edited preview gets a new thumbnail.
     """
-    from PIL import Image, UnidentifiedImageError
+    from ..sidecars import open_preview
 
     try:
         stat = os.stat(image_path)
@@ -51,14 +51,9 @@ def thumbnail(image_path, size=THUMBNAIL_SIZE):
     if os.path.isfile(target):
         return target
 
-    try:
-        with Image.open(image_path) as image:
-            image.seek(0)
-            picture = image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        logger.warning("%s: preview image unreadable, using a placeholder: %s", image_path, exc)
+    picture = open_preview(image_path, size)
+    if picture is None:
         return None
-    picture.thumbnail((size, size))
     _save_atomically(picture, target)
     return target
 
