@@ -6,10 +6,7 @@ its name and score. A LoRA without a readable preview gets a grey
 placeholder cell with its name, so the grid always has one cell per pick.
 """
 
-import logging
 import math
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["render_grid", "image_to_tensor", "message_image"]
 
