@@ -1,7 +1,7 @@
 """Canonical form of a LoRA: one record per adapted module.
 
 Every file dialect is read into the same form, so the rest of the package
-never sees a key name. A module's weight update is ``ΔW = scale · D`` where
+never deals with key names. A module's weight update is ``ΔW = scale · D`` where
 ``D`` is a :class:`DeltaOperator`. Operators compute ``D·X`` and ``Dᵀ·X`` for
 a matrix ``X`` without forming ``D`` when the factors allow it (LoRA, LoCon
 with a Tucker mid, LoKr), and form ``D`` where they must (LoHa, full diffs).
@@ -30,7 +30,7 @@ __all__ = [
 def _as_matrix(tensor):
     """Flatten a weight-shaped tensor to ``(out, in·kh·kw)`` float32.
 
-    float32 holds every fp16 and bf16 value exactly and halves the memory of
+    float32 represents every fp16 and bf16 value exactly and halves the memory of
     float64; the exact similarities widen to float64 where they sum.
     """
     array = np.asarray(tensor, dtype=np.float32)

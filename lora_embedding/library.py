@@ -53,7 +53,7 @@ class LibraryEntry:
         ComfyUI lists). For a file outside the library, the file name.
     family, format, container : str or None
     status : str
-        ``ok`` or ``error``; ``error`` holds the reason.
+        ``ok`` or ``error``; then ``error`` contains the reason.
     preview : str or None
         A sidecar preview image.
     tags : list of str

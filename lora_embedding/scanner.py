@@ -20,7 +20,7 @@ __all__ = ["ScanReport", "discover_files", "index_one_file", "scan_library"]
 
 @dataclass
 class ScanReport:
-    """What one indexing run did.
+    """Summary of one indexing run.
 
     Attributes
     ----------
