@@ -17,6 +17,8 @@ dense update.
 
 import numpy as np
 
+from .canonical import KroneckerDelta
+
 __all__ = [
     "delta_cosine",
     "delta_inner",
@@ -39,8 +41,25 @@ def _wide_dense(record):
     return np.asarray(record.dense(), dtype=np.float64)
 
 
+def _kronecker_pair(record_a, record_b):
+    """Return the float64 Kronecker factors of two LoKr records with matching factor shapes, or None."""
+    delta_a, delta_b = record_a.delta, record_b.delta
+    if not (isinstance(delta_a, KroneckerDelta) and isinstance(delta_b, KroneckerDelta)):
+        return None
+    if delta_a.w1.shape != delta_b.w1.shape or delta_a.w2.shape != delta_b.w2.shape:
+        return None
+    wide = [np.asarray(m, dtype=np.float64) for m in (delta_a.w1, delta_a.w2, delta_b.w1, delta_b.w2)]
+    return wide, record_a.scale * record_b.scale
+
+
 def delta_inner(record_a, record_b):
     """Return the Frobenius inner product ``⟨ΔW_a, ΔW_b⟩`` of two module records, summed in float64."""
+    kronecker = _kronecker_pair(record_a, record_b)
+    if kronecker is not None:
+        # ⟨A⊗B, C⊗D⟩ = ⟨A, C⟩·⟨B, D⟩
+        (w1_a, w2_a, w1_b, w2_b), scale = kronecker
+        return float(scale * np.sum(w1_a * w1_b) * np.sum(w2_a * w2_b))
+
     factors_a = _wide_factors(record_a)
     factors_b = _wide_factors(record_b)
 
@@ -62,6 +81,14 @@ def delta_inner(record_a, record_b):
 
 def gram_inner(record_a, record_b):
     """Return ``⟨ΔW_a ΔW_aᵀ, ΔW_b ΔW_bᵀ⟩ = ‖ΔW_aᵀ ΔW_b‖²_F`` for two module records, summed in float64."""
+    kronecker = _kronecker_pair(record_a, record_b)
+    if kronecker is not None:
+        # (A⊗B)ᵀ(C⊗D) = (AᵀC)⊗(BᵀD), and ‖X⊗Y‖_F = ‖X‖_F·‖Y‖_F
+        (w1_a, w2_a, w1_b, w2_b), scale = kronecker
+        first = w1_a.T @ w1_b
+        second = w2_a.T @ w2_b
+        return float(scale * scale * np.sum(first * first) * np.sum(second * second))
+
     factors_a = _wide_factors(record_a)
     factors_b = _wide_factors(record_b)
 

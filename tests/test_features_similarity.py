@@ -203,3 +203,22 @@ def test_signature_tells_seeds_apart():
     sig_a, sig_b, sig_copy = (pooled_signature(extract_features(x)) for x in (a, b, a_copy))
     assert float(sig_a @ sig_copy) > 0.999
     assert float(sig_a @ sig_b) < 0.9
+
+
+def test_kronecker_similarities_match_dense():
+    rng = np.random.default_rng(8)
+    shape = (320, 320, 3, 3)
+
+    def lokr(scale):
+        w1 = FullDelta(rng.standard_normal((4, 8)))
+        w2 = LowRankDelta(rng.standard_normal((80, 2)), rng.standard_normal((2, 40 * 9)), (80, 40, 3, 3))
+        return ModuleRecord("m", "lokr", KroneckerDelta(w1, w2, shape), scale=scale)
+
+    a, b = lokr(0.5), lokr(2.0)
+    dense_a = np.asarray(a.dense(), dtype=np.float64)
+    dense_b = np.asarray(b.dense(), dtype=np.float64)
+    expected_delta = float(np.sum(dense_a * dense_b))
+    cross = dense_a.T @ dense_b
+    expected_gram = float(np.sum(cross * cross))
+    assert delta_inner(a, b) == pytest.approx(expected_delta, rel=1e-4)
+    assert gram_inner(a, b) == pytest.approx(expected_gram, rel=1e-4)
