@@ -305,6 +305,15 @@ def _build_flux(builder):
     _add_flux_globals(builder)
 
 
+def _add_embedders(builder, embedders, hidden):
+    """Add the optional embedder modules of a DiT and its final adaLN, whose diffusers form swaps halves."""
+    for native, diffusers, shape in embedders:
+        builder.add(f"{UNET_PREFIX}{native}", shape, aliases=[diffusers], kind="extra")
+    adaln = f"{UNET_PREFIX}final_layer.adaLN_modulation.1"
+    builder.add(adaln, (2 * hidden, hidden), aliases=[("norm_out.linear", Target(adaln, swap_halves=True))],
+                kind="extra")
+
+
 def _add_flux_globals(builder):
     hidden = FLUX_HIDDEN
     embedders = [
@@ -318,11 +327,7 @@ def _add_flux_globals(builder):
         ("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2", (hidden, hidden)),
         ("final_layer.linear", "proj_out", (64, hidden)),
     ]
-    for native, diffusers, shape in embedders:
-        builder.add(f"{UNET_PREFIX}{native}", shape, aliases=[diffusers], kind="extra")
-    adaln = f"{UNET_PREFIX}final_layer.adaLN_modulation.1"
-    builder.add(adaln, (2 * hidden, hidden), aliases=[("norm_out.linear", Target(adaln, swap_halves=True))],
-                kind="extra")
+    _add_embedders(builder, embedders, hidden)
 
 
 # ---------------------------------------------------------------- SD3 (MMDiT)
@@ -362,11 +367,7 @@ def _build_sd3(builder, depth, hidden):
         ("y_embedder.mlp.2", "time_text_embed.text_embedder.linear_2", (hidden, hidden)),
         ("final_layer.linear", "proj_out", (64, hidden)),
     ]
-    for native, diffusers, shape in embedders:
-        builder.add(f"{UNET_PREFIX}{native}", shape, aliases=[diffusers], kind="extra")
-    adaln = f"{UNET_PREFIX}final_layer.adaLN_modulation.1"
-    builder.add(adaln, (2 * hidden, hidden), aliases=[("norm_out.linear", Target(adaln, swap_halves=True))],
-                kind="extra")
+    _add_embedders(builder, embedders, hidden)
 
 
 # ---------------------------------------------------------------- public tables
