@@ -80,7 +80,7 @@ _SUFFIX_PATTERN = re.compile(
 )
 
 # Component prefixes, most specific first: (prefix, component, dialect hint).
-# ``auto`` means the path itself says whether it is UNet/transformer or a text encoder.
+# ``auto`` means the path itself shows whether it is UNet/transformer or a text encoder.
 COMPONENT_PREFIXES = (
     ("transformer.base_model.model.", "unet", "peft"),
     ("unet.base_model.model.", "unet", "peft"),
@@ -138,7 +138,7 @@ class ModuleGroup:
         return f"{self.component}:{self.path}"
 
     def is_adapter(self):
-        """Return True when the group holds an update (not only modifiers such as alpha)."""
+        """Return True when the group contains an update (not only modifiers such as alpha)."""
         return bool(_LORA_ROLES.intersection(self.keys)) or (
             "ia3_weight" in self.keys and "on_input" in self.keys
         )

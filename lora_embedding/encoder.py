@@ -17,7 +17,7 @@ the unit-length learned vector weighted by ``sin θ``, so the cosine of two
 outputs is ``cos²θ · pooled cosine + sin²θ · learned cosine``. The pooled
 part carries the exact Gram structure that a model trained on a few dozen
 LoRAs cannot learn on its own. ``sin²θ`` is ``learned_share`` in the config,
-kept fixed unless training is told to train it.
+kept fixed unless training is configured to train it (``train_share``).
 
 Every input is a function of the output-side Gram of each module and is
 normalised per module, so the embedding does not change with the rank, the

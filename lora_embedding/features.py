@@ -116,7 +116,7 @@ class LoraFeatures:
     signatures : ndarray of shape (n_modules, SKETCH_WIDTH * SKETCH_WIDTH), float32
         The two-sided sketch ``Ω_outᵀ ΔW Ω_in`` of each update, unnormalised.
         Its dot products estimate ``⟨ΔW_a, ΔW_b⟩``, which (unlike the Gram)
-        tells apart runs on the same data, so duplicate detection uses it.
+        distinguishes runs on the same data, so duplicate detection uses it.
     """
 
     family: str

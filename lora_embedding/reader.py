@@ -56,7 +56,7 @@ def read_lora(path, allow_all_zero=False):
         When a pickle needs more than tensors to load.
     NotALoraError
         When the file is a full checkpoint, a textual-inversion embedding,
-        a VAE or holds no LoRA tensors.
+        a VAE or contains no LoRA tensors.
     """
     path = os.fspath(path)
     source = open_tensors(path)
@@ -144,7 +144,7 @@ def _describe_non_lora(keys):
     if any(key.startswith(("encoder.down.", "decoder.", "encoder.conv_in", "quant_conv")) for key in keys):
         return "this is a VAE, not a LoRA"
     if keys and all(key.endswith((".weight", ".bias")) for key in keys):
-        return f"this holds plain model weights ({len(keys)} tensors such as {keys[0]!r}), not a LoRA"
+        return f"this file contains plain model weights ({len(keys)} tensors such as {keys[0]!r}), not a LoRA"
     sample = ", ".join(repr(key) for key in keys[:3]) or "none"
     return f"no LoRA tensors found among {len(keys)} keys (first keys: {sample})"
 
